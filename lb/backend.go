@@ -60,6 +60,7 @@ type Backend struct {
 
 	spec     atomic.Pointer[Server]
 	settings atomic.Pointer[Settings]
+	maxConns atomic.Int64 // settings' MaxConns, kept here so that Available reads one word
 
 	// Readiness inputs, each owned by one writer.
 	portOpen    atomic.Bool // the TCP probe connected at least once
@@ -89,7 +90,7 @@ func newBackend(s Server, pool string, set *Settings, onChange func(*Backend, St
 	b := &Backend{ID: s.ID, Pool: pool, onChange: onChange}
 	sv := s
 	b.spec.Store(&sv)
-	b.settings.Store(set)
+	b.setSettings(set)
 	r := "discovered"
 	b.reason.Store(&r)
 	b.since.Store(time.Now().UnixNano())
@@ -97,6 +98,11 @@ func newBackend(s Server, pool string, set *Settings, onChange func(*Backend, St
 		b.activeReady.Store(true)
 	}
 	return b
+}
+
+func (b *Backend) setSettings(set *Settings) {
+	b.settings.Store(set)
+	b.maxConns.Store(int64(set.MaxConns))
 }
 
 // Server returns the current description of the backend.
@@ -153,7 +159,7 @@ func (b *Backend) Available(now int64) bool {
 	if b.downUntil.Load() > now {
 		return false
 	}
-	if m := b.settings.Load().MaxConns; m > 0 && b.inflight.Load() >= int64(m) {
+	if m := b.maxConns.Load(); m > 0 && b.inflight.Load() >= m {
 		return false
 	}
 	return true

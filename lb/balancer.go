@@ -202,14 +202,14 @@ func (bl *Balancer) reconcile(pool string, set *Settings, s Server) *Backend {
 			e.spec, e.set = s, *set
 			sv := s
 			e.b.spec.Store(&sv)
-			e.b.settings.Store(set)
+			e.b.setSettings(set)
 			if started, drained := bl.drained[s.ID]; drained && !started.Equal(s.Started) {
 				delete(bl.drained, s.ID) // restarted: the operator's drain ends
 				e.b.manualDrain.Store(false)
 			}
 			e.b.update()
 		} else {
-			e.b.settings.Store(set)
+			e.b.setSettings(set)
 		}
 		return e.b
 	}

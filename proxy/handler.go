@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/shoal-lb/shoal/lb"
@@ -136,7 +137,9 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, pool *lb.Pool, b *lb.Backend) 
 	n := resp.Header.ContentLength()
 	if n >= 0 && n <= p.cfg.BufferLimit {
 		out.ResetBody()
-		_, err = io.Copy(out.BodyWriter(), body)
+		buf := copyBufs.Get().(*[]byte)
+		_, err = io.CopyBuffer(out.BodyWriter(), body, *buf)
+		copyBufs.Put(buf)
 		resp.CloseBodyStream()
 		fasthttp.ReleaseResponse(resp)
 		if err != nil {
@@ -155,6 +158,9 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, pool *lb.Pool, b *lb.Backend) 
 	out.SetBodyStream(&streamBody{r: body, resp: resp, p: p, pool: pool, b: b, t0: t0, ttfb: ttfb, last: measureLast}, n)
 	return nil
 }
+
+// copyBufs holds the buffers that small response bodies are read through.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
 
 // release ends an attempt on b and wakes a queued request, if any.
 func (p *Proxy) release(pool *lb.Pool, b *lb.Backend, d time.Duration) {
