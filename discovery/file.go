@@ -317,6 +317,11 @@ func (w *FileConfigWatcher) Load() (*FileConfig, error) {
 // Run watches the file's directory, so that editors' atomic renames and
 // symlink swaps are seen, until ctx ends.
 func (w *FileConfigWatcher) Run(ctx context.Context) error {
+	return w.watch(ctx, nil)
+}
+
+// watch is Run; it closes ready, if given, once the watch is in place.
+func (w *FileConfigWatcher) watch(ctx context.Context, ready chan<- struct{}) error {
 	log := w.Log.With().Str("component", "config").Str("file", w.Path).Logger()
 	fw, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -325,6 +330,9 @@ func (w *FileConfigWatcher) Run(ctx context.Context) error {
 	defer fw.Close()
 	if err := fw.Add(filepath.Dir(w.Path)); err != nil {
 		return err
+	}
+	if ready != nil {
+		close(ready)
 	}
 	var debounce <-chan time.Time
 	for {
