@@ -183,11 +183,12 @@ func ParseContainer(c Container, o LabelOptions) (m Member, ok bool, notes []str
 			continue
 		}
 		v = strings.TrimSpace(v)
+		// Each value is checked on its own; a combination (method=hash
+		// needs hash.key) is judged on the merged pool.
 		if _, perr := lb.ParseSettings(map[string]string{key: v}); perr != nil {
-			if ke, isKey := perr.(*lb.KeyError); isKey && ke.Key != key {
-				continue // e.g. method=hash without hash.key on this container: judged on the merged pool
+			if ke, isKey := perr.(*lb.KeyError); !isKey || ke.Key == key {
+				return m, false, nil, bad(key, v)
 			}
-			return m, false, nil, bad(key, v)
 		}
 		m.PoolKeys[key] = v
 	}
