@@ -82,6 +82,11 @@ type Backend struct {
 	failures atomic.Uint64
 	ewma     atomic.Int64 // moving average of response time in nanos, 0 = no sample
 
+	// transport is the data plane's connection pool for this backend,
+	// opaque to lb. It lives and dies with the backend, so a new container
+	// that reuses an old one's address never inherits its connections.
+	transport atomic.Value
+
 	// onChange is called after every real state transition.
 	onChange func(b *Backend, from, to State, reason string)
 }
@@ -103,6 +108,18 @@ func newBackend(s Server, pool string, set *Settings, onChange func(*Backend, St
 func (b *Backend) setSettings(set *Settings) {
 	b.settings.Store(set)
 	b.maxConns.Store(int64(set.MaxConns))
+}
+
+// Transport returns what SetTransport stored, or nil.
+func (b *Backend) Transport() any { return b.transport.Load() }
+
+// SetTransport stores the data plane's per-backend state if none is stored
+// yet, and returns the stored value.
+func (b *Backend) SetTransport(t any) any {
+	if b.transport.CompareAndSwap(nil, t) {
+		return t
+	}
+	return b.transport.Load()
 }
 
 // Server returns the current description of the backend.

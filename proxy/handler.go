@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net/netip"
 	"strings"
@@ -48,6 +49,7 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		p.finish(ctx, start, pool, b, err, fallback)
 		return
 	}
+	req.UseHostHeader = true // keep the client's Host, byte for byte
 	clientClose := req.Header.ConnectionClose()
 	stripHopByHop(&req.Header)
 	req.Header.ResetConnectionClose()
@@ -108,7 +110,7 @@ func (p *Proxy) pick(pool *lb.Pool, lr *lb.Request) (*lb.Backend, error) {
 
 // forward sends the request to b once and fills ctx.Response.
 func (p *Proxy) forward(ctx *fasthttp.RequestCtx, pool *lb.Pool, b *lb.Backend) error {
-	hc := p.client(b.Address())
+	hc := p.client(b)
 	resp := fasthttp.AcquireResponse()
 	b.Acquire()
 	t0 := time.Now()
@@ -116,7 +118,12 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, pool *lb.Pool, b *lb.Backend) 
 	if err != nil {
 		fasthttp.ReleaseResponse(resp)
 		p.release(pool, b, 0)
-		b.ReportFailure(time.Now())
+		// A pooled connection that the backend closed while it was idle
+		// says nothing about the backend's health; a dead backend shows
+		// on the next dial.
+		if !errors.Is(err, fasthttp.ErrConnectionClosed) {
+			b.ReportFailure(time.Now())
+		}
 		return err
 	}
 	ttfb := time.Since(t0)

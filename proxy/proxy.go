@@ -49,11 +49,10 @@ type Config struct {
 
 // Proxy is the request handler. Use New.
 type Proxy struct {
-	cfg     Config
-	log     zerolog.Logger
-	clients sync.Map // backend address -> *fasthttp.HostClient
-	queues  sync.Map // pool name -> *queue
-	states  sync.Pool
+	cfg    Config
+	log    zerolog.Logger
+	queues sync.Map // pool name -> *queue
+	states sync.Pool
 }
 
 // New returns a proxy over cfg.Tables.
@@ -133,18 +132,19 @@ func (l fasthttpLogger) Printf(format string, args ...any) {
 	}
 }
 
-// client returns the pooled keep-alive client for a backend address.
-func (p *Proxy) client(addr string) *fasthttp.HostClient {
-	if c, ok := p.clients.Load(addr); ok {
-		return c.(*fasthttp.HostClient)
+// client returns the pooled keep-alive client of a backend. It is kept on
+// the backend itself: a container that gets a removed one's IP address
+// starts with fresh connections.
+func (p *Proxy) client(b *lb.Backend) *fasthttp.HostClient {
+	if c, ok := b.Transport().(*fasthttp.HostClient); ok {
+		return c
 	}
 	idle := p.cfg.BackendTimeout
 	hc := &fasthttp.HostClient{
-		Addr:                          addr,
+		Addr:                          b.Address(),
 		MaxConns:                      p.cfg.MaxConnsPerBackend,
 		MaxIdleConnDuration:           p.cfg.IdleConnTimeout,
-		MaxIdemponentCallAttempts:     2,
-		RetryIfErr:                    retryStaleConn,
+		MaxIdemponentCallAttempts:     1, // retries are Shoal's, on another backend
 		ReadBufferSize:                16 << 10,
 		WriteBufferSize:               16 << 10,
 		NoDefaultUserAgentHeader:      true,
@@ -160,19 +160,7 @@ func (p *Proxy) client(addr string) *fasthttp.HostClient {
 			return &idleConn{Conn: c, idle: idle}, nil
 		},
 	}
-	c, _ := p.clients.LoadOrStore(addr, hc)
-	return c.(*fasthttp.HostClient)
-}
-
-// retryStaleConn lets fasthttp redial once, on the same backend, when an
-// idempotent request hit a keep-alive connection that the backend had
-// already closed. It is a reconnect, not a retry: Shoal's own retries go to
-// another backend.
-func retryStaleConn(req *fasthttp.Request, attempts int, err error) (bool, bool) {
-	if attempts >= 2 || !idempotent(req.Header.Method()) || req.IsBodyStream() {
-		return false, false
-	}
-	return false, err == fasthttp.ErrConnectionClosed
+	return b.SetTransport(hc).(*fasthttp.HostClient)
 }
 
 // idleConn sets a read deadline before every read, so that a backend gets

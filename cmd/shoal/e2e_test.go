@@ -50,7 +50,7 @@ func TestEndToEndDiscovery(t *testing.T) {
 	unlabelled := harness.Hostname(t, harness.Run(t, harness.Container{Network: net}))
 	elsewhereID := harness.Run(t, harness.Container{Network: other, Labels: labels("api")})
 	elsewhere := harness.Hostname(t, elsewhereID)
-	elsewhereName := strings.TrimPrefix(harness.Docker(t, "inspect", "-f", "{{.Name}}", elsewhereID), "/")
+	elsewhereName := harness.ContainerName(t, elsewhereID)
 
 	s := harness.StartShoal(t, nil, "--network", net, "--access-log=false")
 	waitServing(t, s.URL()+"/", hosts)

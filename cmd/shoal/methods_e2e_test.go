@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"testing"
@@ -12,43 +11,15 @@ import (
 )
 
 // readyIn returns the names of the ready backends of pool, from the admin API.
-func readyIn(t *testing.T, s *harness.Shoal, pool string) map[string]bool {
+func readyIn(t testing.TB, s *harness.Shoal, pool string) map[string]bool {
 	t.Helper()
-	resp, err := http.Get("http://" + s.Admin + "/api/pools")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var r struct {
-		Pools []struct {
-			Name     string `json:"name"`
-			Method   string `json:"method"`
-			Backends []struct {
-				Name, State string
-			} `json:"backends"`
-		} `json:"pools"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]bool{}
-	for _, p := range r.Pools {
-		if p.Name != pool {
-			continue
-		}
-		for _, b := range p.Backends {
-			if b.State == "ready" {
-				out[b.Name] = true
-			}
+	for name, b := range harness.States(s.Admin) {
+		if b.Pool == pool && b.State == "ready" {
+			out[name] = true
 		}
 	}
 	return out
-}
-
-func containerName(t *testing.T, id string) string {
-	t.Helper()
-	n := harness.Docker(t, "inspect", "-f", "{{.Name}}", id)
-	return n[1:]
 }
 
 // users maps each of n users (X-User header) to the backend that served it,
@@ -114,7 +85,7 @@ func TestEndToEndHashByHeader(t *testing.T) {
 
 	// A replica of another pool changes nothing for this one.
 	other := harness.Run(t, harness.Container{Network: net, Labels: labels("other", "shoal.path", "/other")})
-	harness.Eventually(t, 20*time.Second, func() bool { return readyIn(t, s, "other")[containerName(t, other)] }, "the other pool's replica never became ready")
+	harness.Eventually(t, 20*time.Second, func() bool { return readyIn(t, s, "other")[harness.ContainerName(t, other)] }, "the other pool's replica never became ready")
 	for u, b := range users(t, s.URL()+"/", 60, 2) {
 		if before[u] != b {
 			t.Fatalf("%s moved from %s to %s when another pool scaled", u, before[u], b)
@@ -124,7 +95,7 @@ func TestEndToEndHashByHeader(t *testing.T) {
 	// A fourth replica of this pool takes some users; the rest stay put.
 	id := harness.Run(t, harness.Container{Network: net, Labels: hashLabels()})
 	fourth := harness.Hostname(t, id)
-	harness.Eventually(t, 20*time.Second, func() bool { return readyIn(t, s, "api")[containerName(t, id)] }, "the fourth replica never became ready")
+	harness.Eventually(t, 20*time.Second, func() bool { return readyIn(t, s, "api")[harness.ContainerName(t, id)] }, "the fourth replica never became ready")
 	after := users(t, s.URL()+"/", 60, 2)
 	moved := 0
 	for u, b := range after {
@@ -163,7 +134,7 @@ func TestEndToEndMethodChangeByReplacingContainers(t *testing.T) {
 	harness.Eventually(t, 20*time.Second, func() bool {
 		r := readyIn(t, s, "api")
 		for _, id := range fresh {
-			if !r[containerName(t, id)] {
+			if !r[harness.ContainerName(t, id)] {
 				return false
 			}
 		}

@@ -148,8 +148,6 @@ type Container struct {
 	Labels  map[string]string // besides the run label
 	Env     []string
 	Args    []string // arguments to the image's entrypoint
-	// HealthCmd, if set, becomes a Docker HEALTHCHECK with a 500ms interval.
-	HealthCmd []string
 	Extra     []string // more `docker run` flags
 }
 
@@ -168,14 +166,6 @@ func Run(t testing.TB, c Container) string {
 	}
 	for _, e := range c.Env {
 		args = append(args, "-e", e)
-	}
-	if len(c.HealthCmd) > 0 {
-		hc := `["CMD"`
-		for _, a := range c.HealthCmd {
-			hc += fmt.Sprintf(", %q", a)
-		}
-		hc += "]"
-		args = append(args, "--health-cmd", hc, "--health-interval", "500ms", "--health-timeout", "2s", "--health-retries", "1", "--health-start-period", "0s")
 	}
 	args = append(args, c.Extra...)
 	args = append(args, c.Image)
