@@ -148,7 +148,7 @@ type Container struct {
 	Labels  map[string]string // besides the run label
 	Env     []string
 	Args    []string // arguments to the image's entrypoint
-	Extra     []string // more `docker run` flags
+	Extra   []string // more `docker run` flags
 }
 
 // Run starts c detached and returns its ID. It is removed in cleanup.
