@@ -123,8 +123,10 @@ var ErrAmbiguousNetwork = errors.New("ambiguous network name")
 
 // ResolveNetwork finds the network called name, or the one compose created
 // for it (its com.docker.compose.network label is name, so "app_net" finds
-// "myproj_app_net"). Several candidates is an error that lists them.
-func ResolveNetwork(ctx context.Context, api DockerAPI, name string) (string, error) {
+// "myproj_app_net"). When several compose projects have one, the one among
+// prefer (the networks Shoal's own container is on) wins; otherwise several
+// candidates is an error that lists them.
+func ResolveNetwork(ctx context.Context, api DockerAPI, name string, prefer []string) (string, error) {
 	nets, err := api.NetworkList(ctx, network.ListOptions{})
 	if err != nil {
 		return "", err
@@ -139,6 +141,19 @@ func ResolveNetwork(ctx context.Context, api DockerAPI, name string) (string, er
 		}
 	}
 	sort.Strings(candidates)
+	if len(candidates) > 1 {
+		var mine []string
+		for _, c := range candidates {
+			for _, p := range prefer {
+				if c == p {
+					mine = append(mine, c)
+				}
+			}
+		}
+		if len(mine) == 1 {
+			return mine[0], nil
+		}
+	}
 	switch len(candidates) {
 	case 0:
 		return "", fmt.Errorf("no network named %q (nor a compose network of that name)", name)
@@ -157,7 +172,7 @@ func (d *Docker) Check(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	n, err := ResolveNetwork(ctx, d.cfg.API, d.cfg.Network)
+	n, err := ResolveNetwork(ctx, d.cfg.API, d.cfg.Network, d.selfNetworks(ctx))
 	if errors.Is(err, ErrAmbiguousNetwork) {
 		return err
 	}
@@ -460,43 +475,48 @@ func sameMembers(a, b map[string]Member) bool {
 // refreshNetworks resolves --network (it may have been created since) and
 // Shoal's own networks.
 func (d *Docker) refreshNetworks(ctx context.Context) error {
-	if d.cfg.Network != "" {
-		n, err := ResolveNetwork(ctx, d.cfg.API, d.cfg.Network)
-		if err != nil && !errors.Is(err, ErrAmbiguousNetwork) && !strings.HasPrefix(err.Error(), "no network") {
-			return err
-		}
-		d.mu.Lock()
-		prev := d.network
-		if err == nil {
-			d.network = n
-		} else if d.network == "" {
-			d.network = d.cfg.Network // containers will be reported as not on it
-		}
-		d.mu.Unlock()
-		if err != nil && prev == "" {
-			d.log.Warn().Err(err).Str("network", d.cfg.Network).Msg("network not usable yet")
-		}
+	self := d.selfNetworks(ctx)
+	d.mu.Lock()
+	d.shared = self
+	d.mu.Unlock()
+	if d.cfg.Network == "" {
 		return nil
 	}
+	n, err := ResolveNetwork(ctx, d.cfg.API, d.cfg.Network, self)
+	if err != nil && !errors.Is(err, ErrAmbiguousNetwork) && !strings.HasPrefix(err.Error(), "no network") {
+		return err
+	}
+	d.mu.Lock()
+	prev := d.network
+	if err == nil {
+		d.network = n
+	} else if d.network == "" {
+		d.network = d.cfg.Network // containers will be reported as not on it
+	}
+	d.mu.Unlock()
+	if err != nil && prev == "" {
+		d.log.Warn().Err(err).Str("network", d.cfg.Network).Msg("network not usable yet")
+	}
+	return nil
+}
+
+// selfNetworks lists the networks of Shoal's own container, found by
+// SelfID or the hostname; nil when Shoal does not run in a container.
+func (d *Docker) selfNetworks(ctx context.Context) []string {
 	self := d.cfg.SelfID
 	if self == "" {
 		self, _ = os.Hostname()
 	}
 	c, err := d.cfg.API.ContainerInspect(ctx, self)
-	if err != nil {
-		return nil // not in a container (or not visible): backends on one network only
+	if err != nil || c.NetworkSettings == nil {
+		return nil
 	}
 	var nets []string
-	if c.NetworkSettings != nil {
-		for n := range c.NetworkSettings.Networks {
-			nets = append(nets, n)
-		}
+	for n := range c.NetworkSettings.Networks {
+		nets = append(nets, n)
 	}
 	sort.Strings(nets)
-	d.mu.Lock()
-	d.shared = nets
-	d.mu.Unlock()
-	return nil
+	return nets
 }
 
 func (d *Docker) inspect(ctx context.Context, id string) (Container, error) {
@@ -560,7 +580,7 @@ func (d *Docker) applyLocked(c Container) {
 		Resolve: func(n string) (string, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			return ResolveNetwork(ctx, d.cfg.API, n)
+			return ResolveNetwork(ctx, d.cfg.API, n, d.shared)
 		},
 	}
 	m, ok, notes, err := ParseContainer(c, opts)
