@@ -182,6 +182,21 @@ func (b *Backend) Available(now int64) bool {
 	return true
 }
 
+// relaxedAvailable is Available under a relaxation: passive health ignored,
+// and with RelaxDraining a stopping container accepted.
+func (b *Backend) relaxedAvailable(r Relax) bool {
+	if m := b.maxConns.Load(); m > 0 && b.inflight.Load() >= m {
+		return false
+	}
+	switch State(b.state.Load()) {
+	case StateReady:
+		return r&RelaxPassive != 0
+	case StateDraining:
+		return r&RelaxDraining != 0 && !b.manualDrain.Load()
+	}
+	return false
+}
+
 // PassiveDown reports whether passive health keeps the backend out at now.
 func (b *Backend) PassiveDown(now int64) bool { return b.downUntil.Load() > now }
 

@@ -243,9 +243,7 @@ func TestWatcherEndsWhenBackendRemoved(t *testing.T) {
 	}}})
 	checked := r.backend(t, "checked")
 	waitUntil(t, 5*time.Second, "the checked backend ready", func() bool { return checked.State() == StateReady })
-	if n := watchers() - before; n != 2 {
-		t.Fatalf("%d health goroutines for 2 backends", n)
-	}
+	waitUntil(t, 5*time.Second, "one health goroutine per backend", func() bool { return watchers()-before == 2 })
 	if st := r.backend(t, "probing").State(); st != StateStarting {
 		t.Fatalf("backend on a closed port is %s, want starting", st)
 	}

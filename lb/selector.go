@@ -13,11 +13,26 @@ type Request struct {
 	// Rand is a source of randomness for the random method; nil uses a
 	// per-call fast source.
 	Rand func() uint64
+	// Relax is 0 for a normal pick; see Relax.
+	Relax Relax
 }
+
+// Relax widens what Usable accepts when a pool has nothing better: the
+// proxy asks again with a relaxation rather than answer 503.
+type Relax uint8
+
+const (
+	// RelaxPassive accepts backends that passive health took out, as NGINX
+	// does when every server of an upstream has failed.
+	RelaxPassive Relax = 1 << iota
+	// RelaxDraining also accepts backends whose container is stopping but
+	// still serves (not those an operator drained).
+	RelaxDraining
+)
 
 // Usable reports whether b may take this request: available and not tried.
 func (r *Request) Usable(b *Backend) bool {
-	if !b.Available(r.Now) {
+	if !b.Available(r.Now) && (r.Relax == 0 || !b.relaxedAvailable(r.Relax)) {
 		return false
 	}
 	for _, t := range r.Tried {

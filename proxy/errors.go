@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"io"
 	"net"
 	"os"
 	"syscall"
@@ -52,6 +53,14 @@ func isDial(err error) bool {
 	}
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// isConnDrop reports whether err is an established connection that the
+// backend closed or reset: what a keep-alive connection looks like when the
+// backend closed it while it sat idle in the pool.
+func isConnDrop(err error) bool {
+	return errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, io.EOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // errorText says what happened in words a user can act on.

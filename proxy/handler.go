@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"errors"
 	"io"
 	"net/netip"
 	"strings"
@@ -96,13 +95,24 @@ func retryable(err error, req *fasthttp.Request) bool {
 	return idempotent(req.Header.Method()) && !req.IsBodyStream()
 }
 
-// pick selects a backend, waiting in the pool's queue when every backend is
-// at max_conns.
+// pick selects a backend. When none is available it relaxes, in order:
+// backends that passive health took out (as NGINX does when a whole upstream
+// failed), then containers that are stopping but still serve. When that
+// finds none either but one is starting or at max_conns, it waits in the
+// pool's queue. Only then is the answer 503.
 func (p *Proxy) pick(pool *lb.Pool, lr *lb.Request) (*lb.Backend, error) {
 	if b := pool.Pick(lr); b != nil {
 		return b, nil
 	}
-	if pool.Settings.MaxConns <= 0 || !atCapacity(pool, lr) {
+	for _, relax := range [...]lb.Relax{lb.RelaxPassive, lb.RelaxPassive | lb.RelaxDraining} {
+		lr.Relax = relax
+		b := pool.Pick(lr)
+		lr.Relax = 0
+		if b != nil {
+			return b, nil
+		}
+	}
+	if !worthWaiting(pool, lr) {
 		return nil, errNoBackend
 	}
 	return p.queueFor(pool.Name).wait(pool, lr)
@@ -118,10 +128,10 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, pool *lb.Pool, b *lb.Backend) 
 	if err != nil {
 		fasthttp.ReleaseResponse(resp)
 		p.release(pool, b, 0)
-		// A pooled connection that the backend closed while it was idle
-		// says nothing about the backend's health; a dead backend shows
+		// A pooled connection that the backend closed or reset while it was
+		// idle says nothing about the backend's health; a dead backend shows
 		// on the next dial.
-		if !errors.Is(err, fasthttp.ErrConnectionClosed) {
+		if !isConnDrop(err) {
 			b.ReportFailure(time.Now())
 		}
 		return err

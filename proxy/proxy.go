@@ -144,8 +144,8 @@ func (p *Proxy) client(b *lb.Backend) *fasthttp.HostClient {
 		Addr:                          b.Address(),
 		MaxConns:                      p.cfg.MaxConnsPerBackend,
 		MaxIdleConnDuration:           p.cfg.IdleConnTimeout,
-		MaxIdemponentCallAttempts:     1, // retries are Shoal's, on another backend
-		ReadBufferSize:                16 << 10,
+		MaxIdemponentCallAttempts:     1,        // retries are Shoal's, on another backend
+		ReadBufferSize:                64 << 10, // fewer read calls for bodies up to BufferLimit
 		WriteBufferSize:               16 << 10,
 		NoDefaultUserAgentHeader:      true,
 		DisablePathNormalizing:        true,

@@ -168,15 +168,12 @@ func TestErrorStatuses(t *testing.T) {
 		case <-r.Context().Done():
 		}
 	})
-	stopping := newTestBackend(t, "stopping", nil)
-	st := stopping.server()
-	st.Stopping = true
 	host := func(h string) func(*lb.Settings) { return func(s *lb.Settings) { s.Hosts = []string{h} } }
 	r.update(t,
 		pool("ok", settings(host("ok.test")), ok),
 		pool("broken", settings(host("broken.test")), broken),
 		pool("slow", settings(host("slow.test")), slow),
-		lb.PoolSpec{Name: "empty", Settings: settings(host("empty.test")), Servers: []lb.Server{st}},
+		lb.PoolSpec{Name: "empty", Settings: settings(host("empty.test"))},
 	)
 	cases := []struct {
 		desc, host string

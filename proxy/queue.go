@@ -8,8 +8,9 @@ import (
 )
 
 // queue holds requests of one pool that wait because every backend is at
-// max_conns. Each release wakes one waiter; waiters also re-check every
-// 20ms, so a backend that becomes ready is noticed without a release.
+// max_conns or still starting. Each release wakes one waiter; waiters also
+// re-check every 20ms, so a backend that becomes ready is noticed without a
+// release. The queue is bounded by the pool's queue and queue_timeout.
 type queue struct {
 	waiting atomic.Int64
 	ch      chan struct{}
@@ -57,13 +58,29 @@ func (q *queue) wait(pool *lb.Pool, lr *lb.Request) (*lb.Backend, error) {
 	}
 }
 
-// atCapacity reports whether the pool failed to pick only because its
-// usable backends are at max_conns, so that waiting can help.
-func atCapacity(pool *lb.Pool, lr *lb.Request) bool {
-	for _, b := range pool.Backends() {
-		if b.State() == lb.StateReady && !b.PassiveDown(lr.Now) && b.InFlight() >= int64(pool.Settings.MaxConns) {
+// worthWaiting reports whether a pool that has no backend to give now may
+// have one soon: one is starting (a scale-up, a restart) or at max_conns.
+func worthWaiting(pool *lb.Pool, lr *lb.Request) bool {
+	for _, b := range pool.Primary.Backends {
+		if waitable(pool, b) {
 			return true
 		}
+	}
+	for _, b := range pool.Backup.Backends {
+		if waitable(pool, b) {
+			return true
+		}
+	}
+	return false
+}
+
+func waitable(pool *lb.Pool, b *lb.Backend) bool {
+	switch b.State() {
+	case lb.StateStarting:
+		return true
+	case lb.StateReady:
+		m := pool.Settings.MaxConns
+		return m > 0 && b.InFlight() >= int64(m)
 	}
 	return false
 }
