@@ -103,7 +103,7 @@ func (s *consistentHash) Select(g *Group, r *Request) *Backend {
 		return s.bounded(g, r, p)
 	}
 	for range s.walk {
-		if b := g.Backends[s.ring.owners[p]]; b.Available(r.Now) && !tried(r, b) {
+		if b := g.Backends[s.ring.owners[p]]; r.Usable(b) {
 			return b
 		}
 		if p++; p == len(s.ring.points) {
@@ -122,7 +122,7 @@ func (s *consistentHash) bounded(g *Group, r *Request, p int) *Backend {
 	c := -1.0 // factor * (total+1) / W, once computed
 	for range len(s.ring.points) {
 		i := s.ring.owners[p]
-		if b := g.Backends[i]; b.Available(r.Now) && !tried(r, b) {
+		if b := g.Backends[i]; r.Usable(b) {
 			in := b.InFlight()
 			if in == 0 {
 				return b
@@ -145,7 +145,7 @@ func (s *consistentHash) bounded(g *Group, r *Request, p int) *Backend {
 func (s *consistentHash) loadPerWeight(g *Group, r *Request) float64 {
 	var total, wsum int64
 	for i, b := range g.Backends {
-		if b.Available(r.Now) && !tried(r, b) {
+		if r.Usable(b) {
 			total += b.InFlight()
 			wsum += s.w[i]
 		}

@@ -41,7 +41,7 @@ func (s *modHash) Select(g *Group, r *Request) *Backend {
 	}
 	h := hashKey(r.Key)
 	for range hashTries {
-		if b := g.Backends[s.pick.index(h)]; b.Available(r.Now) && !tried(r, b) {
+		if b := g.Backends[s.pick.index(h)]; r.Usable(b) {
 			return b
 		}
 		h = mix64(h + golden)

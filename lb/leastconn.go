@@ -27,7 +27,7 @@ func (s *leastConn) Select(g *Group, r *Request) *Backend {
 	best := -1
 	var bestIn, bestW int64
 	for range bs {
-		if b := bs[i]; b.Available(now) && !tried(r, b) {
+		if b := bs[i]; r.Usable(b) {
 			in, w := b.InFlight(), ws[i]
 			if in == 0 {
 				return b // nothing beats idle, and ties keep the first

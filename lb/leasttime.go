@@ -42,7 +42,7 @@ func (s *leastTime) Select(g *Group, r *Request) *Backend {
 	var numM, wM, numU, wU float64
 	minLat := time.Duration(math.MaxInt64)
 	for k := range bs {
-		if b := bs[i]; b.Available(now) && !tried(r, b) {
+		if b := bs[i]; r.Usable(b) {
 			load, w := float64(b.InFlight()+1), float64(ws[i])
 			if s.slow {
 				w = float64(b.EffectiveWeight(now))

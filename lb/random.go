@@ -52,7 +52,7 @@ func (s *random) Select(g *Group, r *Request) *Backend {
 	for draws := 0; got < s.d && draws < s.d*randomTries; draws++ {
 		i := s.pick.index(next())
 		b := g.Backends[i]
-		if !b.Available(r.Now) || tried(r, b) {
+		if !r.Usable(b) {
 			continue
 		}
 		got++

@@ -58,7 +58,7 @@ func newRoundRobin(g *Group) *roundRobin {
 func (s *roundRobin) Select(g *Group, r *Request) *Backend {
 	if s.sched.ok() && !s.ramp.active(g, r.Now) {
 		for range scheduleTries {
-			if b := g.Backends[s.sched.next()]; b.Available(r.Now) && !tried(r, b) {
+			if b := g.Backends[s.sched.next()]; r.Usable(b) {
 				return b
 			}
 		}
@@ -89,9 +89,7 @@ func (s *roundRobin) exact(g *Group, r *Request) *Backend {
 	return g.Backends[best]
 }
 
-// tried reports whether b already failed r. With r.Usable, b.Available(now)
-// && !tried(r, b) is r.Usable(b); the hot paths spell it out so that
-// Available is inlined into them; r.Usable is too big to be.
+// tried reports whether b already failed r.
 func tried(r *Request, b *Backend) bool {
 	return len(r.Tried) > 0 && slices.Contains(r.Tried, b)
 }

@@ -30,17 +30,11 @@ const (
 	RelaxDraining
 )
 
-// Usable reports whether b may take this request: available and not tried.
+// Usable reports whether b may take this request: available (or accepted
+// by the request's relaxation) and not tried. It is small enough to be
+// inlined into the selectors' loops.
 func (r *Request) Usable(b *Backend) bool {
-	if !b.Available(r.Now) && (r.Relax == 0 || !b.relaxedAvailable(r.Relax)) {
-		return false
-	}
-	for _, t := range r.Tried {
-		if t == b {
-			return false
-		}
-	}
-	return true
+	return (b.Available(r.Now) || r.Relax != 0 && b.relaxedAvailable(r.Relax)) && !tried(r, b)
 }
 
 // Selector picks one backend of a group for a request. It returns nil when no

@@ -86,30 +86,40 @@ func BuildBackendImage(t testing.TB) string {
 	t.Helper()
 	RequireDocker(t)
 	imageOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "shoal-backend-image")
-		if err != nil {
-			imageErr = err
-			return
-		}
-		defer os.RemoveAll(dir)
-		build := exec.Command("go", "build", "-o", filepath.Join(dir, "backend"), "./testdata/backend")
-		build.Dir = RepoRoot()
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			imageErr = fmt.Errorf("building the test backend: %v: %s", err, out)
-			return
-		}
-		df := "FROM scratch\nCOPY backend /backend\nEXPOSE 8000\nENTRYPOINT [\"/backend\"]\n"
-		if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
-			imageErr = err
-			return
-		}
-		_, imageErr = DockerErr("build", "-q", "--label", "shoaltest=backend", "-t", BackendImage, dir)
+		imageErr = buildImage(BackendImage, "FROM scratch\nCOPY backend /backend\nEXPOSE 8000\nENTRYPOINT [\"/backend\"]\n", func(dir string) error {
+			build := exec.Command("go", "build", "-o", filepath.Join(dir, "backend"), "./testdata/backend")
+			build.Dir = RepoRoot()
+			build.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := build.CombinedOutput(); err != nil {
+				return fmt.Errorf("building the test backend: %v: %s", err, out)
+			}
+			return nil
+		})
 	})
 	if imageErr != nil {
 		t.Fatal(imageErr)
 	}
 	return BackendImage
+}
+
+// buildImage builds tag from a Dockerfile in a temporary directory that
+// setup, if given, fills with what the Dockerfile copies.
+func buildImage(tag, dockerfile string, setup func(dir string) error) error {
+	dir, err := os.MkdirTemp("", "shoal-image")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if setup != nil {
+		if err := setup(dir); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
+		return err
+	}
+	_, err = DockerErr("build", "-q", "--label", "shoaltest=backend", "-t", tag, dir)
+	return err
 }
 
 // NewNetwork creates a bridge network for the test and removes it, and every

@@ -275,20 +275,9 @@ func BuildHealthcheckImage(t testing.TB) string {
 	t.Helper()
 	base := BuildBackendImage(t)
 	hcImageOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "shoal-backend-hc")
-		if err != nil {
-			hcImageErr = err
-			return
-		}
-		defer os.RemoveAll(dir)
-		df := "FROM " + base + "\n" +
-			"HEALTHCHECK --interval=500ms --timeout=2s --retries=1 " +
-			"CMD [\"/backend\", \"-check\", \"http://127.0.0.1:8000/health\"]\n"
-		if err := os.WriteFile(dir+"/Dockerfile", []byte(df), 0o644); err != nil {
-			hcImageErr = err
-			return
-		}
-		_, hcImageErr = DockerErr("build", "-q", "--label", "shoaltest=backend", "-t", HealthcheckImage, dir)
+		hcImageErr = buildImage(HealthcheckImage, "FROM "+base+"\n"+
+			"HEALTHCHECK --interval=500ms --timeout=2s --retries=1 "+
+			"CMD [\"/backend\", \"-check\", \"http://127.0.0.1:8000/health\"]\n", nil)
 	})
 	if hcImageErr != nil {
 		t.Fatal(hcImageErr)
