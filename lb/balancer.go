@@ -41,6 +41,10 @@ type Config struct {
 	OnState func(b *Backend, from, to State, reason string)
 	// OnHealthCheck, if set, is called with the result of every active check.
 	OnHealthCheck func(b *Backend, ok bool)
+	// PoolGrace keeps a pool whose last backend went away routable, empty,
+	// for this long, so that its requests wait for the next backend (a
+	// restart of every replica) instead of getting 404; default 30s.
+	PoolGrace time.Duration
 }
 
 // Balancer owns the live backends of every pool and publishes routing
@@ -56,8 +60,14 @@ type Balancer struct {
 	merged  []PoolSpec
 	entries map[string]*entry
 	drained map[string]time.Time // backend ID -> container start time of an operator's drain
+	emptied map[string]emptied   // pools whose last backend went away, kept for PoolGrace
 
 	table atomic.Pointer[Table] // never nil
+}
+
+type emptied struct {
+	settings Settings
+	until    time.Time
 }
 
 type entry struct {
@@ -76,6 +86,9 @@ func New(ctx context.Context, cfg Config) *Balancer {
 	}
 	if cfg.ProbeInterval <= 0 {
 		cfg.ProbeInterval = 50 * time.Millisecond
+	}
+	if cfg.PoolGrace <= 0 {
+		cfg.PoolGrace = 30 * time.Second
 	}
 	if cfg.ProbeFastFor <= 0 {
 		cfg.ProbeFastFor = 60 * time.Second
@@ -96,6 +109,7 @@ func New(ctx context.Context, cfg Config) *Balancer {
 		sources: map[string][]PoolSpec{},
 		entries: map[string]*entry{},
 		drained: map[string]time.Time{},
+		emptied: map[string]emptied{},
 	}
 	bl.table.Store(NewTable(map[string]*Pool{}, cfg.DefaultPool))
 	return bl
@@ -182,12 +196,40 @@ func (bl *Balancer) rebuild() {
 			bl.remove(e, "gone from discovery")
 		}
 	}
+	bl.keepEmptied(pools)
 	t := NewTable(pools, bl.cfg.DefaultPool)
 	if len(t.Unroutable) > 0 {
 		bl.log.Warn().Strs("pools", t.Unroutable).
 			Msg("several pools have neither shoal.host nor shoal.path and no --default-pool picks one; requests that match no other pool get 404")
 	}
 	bl.table.Store(t)
+}
+
+// keepEmptied adds, empty, the pools that lost their last backend less than
+// PoolGrace ago, and schedules the rebuild that drops them.
+func (bl *Balancer) keepEmptied(pools map[string]*Pool) {
+	now := time.Now()
+	for name, p := range bl.table.Load().Pools {
+		if _, still := pools[name]; !still {
+			if _, known := bl.emptied[name]; !known {
+				bl.emptied[name] = emptied{settings: *p.Settings, until: now.Add(bl.cfg.PoolGrace)}
+				time.AfterFunc(bl.cfg.PoolGrace, func() {
+					bl.mu.Lock()
+					defer bl.mu.Unlock()
+					bl.rebuild()
+				})
+			}
+		}
+	}
+	for name, e := range bl.emptied {
+		if _, back := pools[name]; back || now.Add(10*time.Millisecond).After(e.until) {
+			delete(bl.emptied, name)
+			continue
+		}
+		set := e.settings
+		pools[name] = newPool(name, &set, nil)
+		pools[name].Emptied = true
+	}
 }
 
 // reconcile returns the live backend for s, creating or updating it.

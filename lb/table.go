@@ -13,6 +13,9 @@ type Pool struct {
 	Settings *Settings
 	Primary  Group
 	Backup   Group
+	// Emptied is set on a pool kept routable, without backends, because it
+	// lost its last one less than the balancer's PoolGrace ago.
+	Emptied bool
 }
 
 // Pick selects a backend for r: a primary when one is usable, else a backup.

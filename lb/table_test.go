@@ -3,6 +3,7 @@ package lb
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 )
@@ -147,5 +148,25 @@ func TestManualDrainSurvivesRediscovery(t *testing.T) {
 	}
 	if err := bl.Drain("api", "nope", true); err == nil {
 		t.Fatal("draining an unknown backend must fail")
+	}
+}
+
+func TestEmptiedPoolLingers(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	bl := New(ctx, Config{Log: zerolog.Nop(), PoolGrace: 200 * time.Millisecond})
+	s := Server{ID: "c1", Name: "api_1", Address: "127.0.0.1:1", Weight: 1}
+	bl.Update("docker", []PoolSpec{{Name: "api", Settings: DefaultSettings(), Servers: []Server{s}}})
+	bl.Update("docker", nil) // every replica restarting at once
+	p := bl.Table().Pools["api"]
+	if p == nil || !p.Emptied || p.Len() != 0 {
+		t.Fatalf("a pool that just lost its last backend should stay, empty: %+v", p)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for bl.Table().Pools["api"] != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the emptied pool outlived PoolGrace")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

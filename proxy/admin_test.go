@@ -36,6 +36,7 @@ func newAdminFixture(t *testing.T, cfg AdminConfig) *adminFixture {
 	t.Cleanup(cancel)
 	metrics := NewMetrics(prometheus.NewRegistry())
 	bl := lb.New(ctx, lb.Config{
+		PoolGrace:     time.Millisecond, // pools that lose every backend leave the table at once
 		Log:           zerolog.Nop(),
 		ProbeInterval: 10 * time.Millisecond,
 		OnState:       metrics.BackendState,

@@ -15,7 +15,7 @@ var (
 	errNoRoute   = errors.New("no pool serves this host and path")
 	errNoBackend = errors.New("no backend available")
 	errQueueFull = errors.New("every backend is at max_conns and the queue is full")
-	errQueueWait = errors.New("every backend stayed at max_conns for queue_timeout")
+	errQueueWait = errors.New("no backend became available within queue_timeout")
 )
 
 // StatusClientClosed is logged when the client went away before the
@@ -72,7 +72,7 @@ func errorText(err error, pool string) string {
 		if errors.Is(err, errNoBackend) {
 			return "503 service unavailable: pool \"" + pool + "\" has no available backend\n"
 		}
-		return "503 service unavailable: pool \"" + pool + "\": " + err.Error() + "\n"
+		return "503 service unavailable: pool \"" + pool + "\" has no available backend: " + err.Error() + "\n"
 	case fasthttp.StatusGatewayTimeout:
 		return "504 gateway timeout: the backend did not answer in time\n"
 	}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net/netip"
 	"strings"
@@ -53,26 +54,32 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	stripHopByHop(&req.Header)
 	req.Header.ResetConnectionClose()
 
+	// Attempts that never reached a backend (a refused dial: a container
+	// that is going or not there yet) do not use up the retries; the
+	// retry_timeout bounds them.
 	deadline := start.Add(pool.Settings.RetryTimeout)
 	retries := pool.MaxRetries()
-	var b *lb.Backend
-	var err error
-	for attempt := 0; ; attempt++ {
+	var b, failed *lb.Backend
+	var err, lastErr error
+	for attempt := 0; ; {
 		st.lr.Now = time.Now().UnixNano()
-		var next *lb.Backend
-		next, err = p.pick(pool, &st.lr)
-		if next == nil {
-			if b != nil {
-				err = errNoBackend // retries ran out of backends: say so
+		pool, b, err = p.pick(pool, &st.lr)
+		if b == nil {
+			if failed != nil && lastErr != nil && errors.Is(err, errNoBackend) {
+				b, err = failed, lastErr // say what the last backend did, not that none was left
 			}
-			b = nil
 			break
 		}
-		b = next
 		err = p.forward(ctx, pool, b)
-		if err == nil || attempt >= retries || time.Now().After(deadline) || !retryable(err, req) {
+		if err == nil || time.Now().After(deadline) || !retryable(err, req) {
 			break
 		}
+		if !isDial(err) {
+			if attempt++; attempt > retries {
+				break
+			}
+		}
+		failed, lastErr = b, err
 		st.lr.Tried = append(st.lr.Tried, b)
 		ctx.Response.Reset()
 		if p.cfg.Observer != nil {
@@ -98,24 +105,34 @@ func retryable(err error, req *fasthttp.Request) bool {
 // pick selects a backend. When none is available it relaxes, in order:
 // backends that passive health took out (as NGINX does when a whole upstream
 // failed), then containers that are stopping but still serve. When that
-// finds none either but one is starting or at max_conns, it waits in the
-// pool's queue. Only then is the answer 503.
-func (p *Proxy) pick(pool *lb.Pool, lr *lb.Request) (*lb.Backend, error) {
+// finds none either but one is starting or at max_conns, or the pool just
+// lost its last backend, it waits in the pool's queue. Only then is the
+// answer 503. It returns the pool it picked from, which is the current one
+// after a wait.
+func (p *Proxy) pick(pool *lb.Pool, lr *lb.Request) (*lb.Pool, *lb.Backend, error) {
+	if b := p.pickRelaxed(pool, lr); b != nil {
+		return pool, b, nil
+	}
+	if !worthWaiting(pool) {
+		return pool, nil, errNoBackend
+	}
+	return p.queueFor(pool.Name).wait(p, pool, lr)
+}
+
+// pickRelaxed is pool.Pick, relaxed step by step when it finds nothing.
+func (p *Proxy) pickRelaxed(pool *lb.Pool, lr *lb.Request) *lb.Backend {
 	if b := pool.Pick(lr); b != nil {
-		return b, nil
+		return b
 	}
 	for _, relax := range [...]lb.Relax{lb.RelaxPassive, lb.RelaxPassive | lb.RelaxDraining} {
 		lr.Relax = relax
 		b := pool.Pick(lr)
 		lr.Relax = 0
 		if b != nil {
-			return b, nil
+			return b
 		}
 	}
-	if !worthWaiting(pool, lr) {
-		return nil, errNoBackend
-	}
-	return p.queueFor(pool.Name).wait(pool, lr)
+	return nil
 }
 
 // forward sends the request to b once and fills ctx.Response.

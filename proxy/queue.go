@@ -34,33 +34,46 @@ func (q *queue) wake() {
 	}
 }
 
-func (q *queue) wait(pool *lb.Pool, lr *lb.Request) (*lb.Backend, error) {
+// wait parks the request until a backend of the pool can take it, for at
+// most the pool's queue_timeout. It looks the pool up in the current table
+// on every try, so that backends discovered meanwhile count; it returns the
+// pool it picked from.
+func (q *queue) wait(p *Proxy, pool *lb.Pool, lr *lb.Request) (*lb.Pool, *lb.Backend, error) {
 	if q.waiting.Add(1) > int64(pool.Settings.Queue) {
 		q.waiting.Add(-1)
-		return nil, errQueueFull
+		return pool, nil, errQueueFull
 	}
 	defer q.waiting.Add(-1)
 	timeout := time.NewTimer(pool.Settings.QueueTimeout)
 	defer timeout.Stop()
 	poll := time.NewTicker(20 * time.Millisecond)
 	defer poll.Stop()
+	name := pool.Name
 	for {
 		select {
 		case <-timeout.C:
-			return nil, errQueueWait
+			return pool, nil, errQueueWait
 		case <-q.ch:
 		case <-poll.C:
 		}
+		if cur := p.cfg.Tables.Table().Pools[name]; cur != nil {
+			pool = cur
+		}
 		lr.Now = time.Now().UnixNano()
-		if b := pool.Pick(lr); b != nil {
-			return b, nil
+		if b := p.pickRelaxed(pool, lr); b != nil {
+			return pool, b, nil
 		}
 	}
 }
 
 // worthWaiting reports whether a pool that has no backend to give now may
-// have one soon: one is starting (a scale-up, a restart) or at max_conns.
-func worthWaiting(pool *lb.Pool, lr *lb.Request) bool {
+// have one soon: one is starting (a scale-up, a restart), stopping (maybe
+// to restart) or at max_conns, or the pool lost its last backend a moment
+// ago (every replica restarting).
+func worthWaiting(pool *lb.Pool) bool {
+	if pool.Emptied {
+		return true
+	}
 	for _, b := range pool.Primary.Backends {
 		if waitable(pool, b) {
 			return true
@@ -78,6 +91,8 @@ func waitable(pool *lb.Pool, b *lb.Backend) bool {
 	switch b.State() {
 	case lb.StateStarting:
 		return true
+	case lb.StateDraining: // a container stopping, maybe to restart
+		return !b.ManuallyDrained()
 	case lb.StateReady:
 		m := pool.Settings.MaxConns
 		return m > 0 && b.InFlight() >= int64(m)

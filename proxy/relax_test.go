@@ -77,3 +77,23 @@ func TestWaitsForAStartingBackend(t *testing.T) {
 		t.Fatal("the queued request was not served once the backend came up")
 	}
 }
+
+// A pool that lost every backend a moment ago (all replicas restarting)
+// holds its requests until a backend is back, instead of 404 or 503.
+func TestEmptiedPoolWaitsForNextBackend(t *testing.T) {
+	r := newProxyRig(t, Config{})
+	first, second := newTestBackend(t, "first", nil), newTestBackend(t, "second", nil)
+	r.update(t, pool("api", settings(), first))
+	r.bl.Update("file", nil)
+	got := async(t, r.url+"/")
+	waitFor(t, 5*time.Second, "the request to wait in the queue", func() bool { return r.px.queueFor("api").waiting.Load() == 1 })
+	r.bl.Update("file", []lb.PoolSpec{pool("api", settings(), second)})
+	select {
+	case res := <-got:
+		if res.code != 200 || res.body != "second" {
+			t.Fatalf("got %d %q, want 200 from the backend that came back", res.code, res.body)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the queued request was not served once a backend came back")
+	}
+}

@@ -23,7 +23,9 @@ func (p *Proxy) serveUpgrade(ctx *fasthttp.RequestCtx, pool *lb.Pool, lr *lb.Req
 	var conn net.Conn
 	for attempt := 0; ; attempt++ {
 		lr.Now = time.Now().UnixNano()
-		next, err := p.pick(pool, lr)
+		var next *lb.Backend
+		var err error
+		pool, next, err = p.pick(pool, lr)
 		if next == nil {
 			return b, err
 		}

@@ -24,6 +24,8 @@ type Load struct {
 	PostEvery int
 	PostPath  string // default "/echo"
 	Host      string // Host header, optional
+	// Timeout bounds one request; default 10s.
+	Timeout time.Duration
 }
 
 // Result counts every request of a load run.
@@ -69,7 +71,10 @@ func (l Load) Run(ctx context.Context) *Result {
 	defer cancel()
 	tr := &http.Transport{MaxIdleConnsPerHost: l.Clients, MaxConnsPerHost: l.Clients}
 	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	if l.Timeout <= 0 {
+		l.Timeout = 10 * time.Second
+	}
+	client := &http.Client{Transport: tr, Timeout: l.Timeout}
 
 	var mu sync.Mutex
 	res := &Result{Failures: map[string]int{}, ByBody: map[string]int{}}
