@@ -239,6 +239,12 @@ func (bl *Balancer) reconcile(pool string, set *Settings, s Server) *Backend {
 		bl.remove(e, "address, pool or health check changed")
 		ok = false
 	}
+	if ok && !e.spec.Started.Equal(s.Started) {
+		// A restarted container is a new process: it goes through the
+		// readiness path again, with fresh checks and connections.
+		bl.remove(e, "container restarted")
+		ok = false
+	}
 	if ok {
 		if e.spec != s || !reflect.DeepEqual(e.set, *set) {
 			e.spec, e.set = s, *set
