@@ -83,7 +83,7 @@ type Docker struct {
 	network   string   // resolved --network
 	shared    []string // networks of Shoal's own container
 	members   map[string]Member
-	stopping  map[string]bool            // containers Docker is stopping
+	stopping  map[string]time.Time       // containers Docker is stopping, since when
 	warned    map[string]map[string]bool // container ID -> warnings given, to warn once
 	poolWarns map[string]bool
 	last      []lb.PoolSpec
@@ -111,7 +111,7 @@ func NewDocker(cfg DockerConfig) *Docker {
 		cfg:       cfg,
 		log:       cfg.Log.With().Str("component", "discovery").Logger(),
 		members:   map[string]Member{},
-		stopping:  map[string]bool{},
+		stopping:  map[string]time.Time{},
 		warned:    map[string]map[string]bool{},
 		poolWarns: map[string]bool{},
 	}
@@ -371,7 +371,9 @@ func (d *Docker) markStopping(id string, on bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if on {
-		d.stopping[id] = true
+		if _, already := d.stopping[id]; !already {
+			d.stopping[id] = time.Now()
+		}
 		if m, ok := d.members[id]; ok {
 			m.Server.Stopping = true
 			d.members[id] = m
@@ -595,7 +597,10 @@ func (d *Docker) applyLocked(c Container) {
 		delete(d.members, c.ID)
 		return
 	}
-	if d.stopping[c.ID] {
+	// A stop applies to the process it was sent to: a container that has
+	// started again since (a restart, before its start event is in) is not
+	// stopping.
+	if since, ok := d.stopping[c.ID]; ok && !c.Started.After(since) {
 		m.Server.Stopping = true
 	}
 	d.members[c.ID] = m

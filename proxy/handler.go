@@ -114,7 +114,11 @@ func (p *Proxy) pick(pool *lb.Pool, lr *lb.Request) (*lb.Pool, *lb.Backend, erro
 		return pool, b, nil
 	}
 	if !worthWaiting(pool) {
-		return pool, nil, errNoBackend
+		// The snapshot may be older than what discovery knows now.
+		cur := p.cfg.Tables.Table().Pools[pool.Name]
+		if cur == nil || cur == pool || !worthWaiting(cur) {
+			return pool, nil, errNoBackend
+		}
 	}
 	return p.queueFor(pool.Name).wait(p, pool, lr)
 }
