@@ -55,8 +55,9 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	req.Header.ResetConnectionClose()
 
 	// Attempts that never reached a backend (a refused dial: a container
-	// that is going or not there yet) do not use up the retries; the
-	// retry_timeout bounds them.
+	// that is going or not there yet), and idempotent ones whose connection
+	// was dropped before any response (a backend shutting down), do not use
+	// up the retries; the retry_timeout and the tried list bound them.
 	deadline := start.Add(pool.Settings.RetryTimeout)
 	retries := pool.MaxRetries()
 	var b, failed *lb.Backend
@@ -74,7 +75,7 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		if err == nil || time.Now().After(deadline) || !retryable(err, req) {
 			break
 		}
-		if !isDial(err) {
+		if !isDial(err) && !isConnDrop(err) {
 			if attempt++; attempt > retries {
 				break
 			}
