@@ -54,17 +54,17 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	stripHopByHop(&req.Header)
 	req.Header.ResetConnectionClose()
 
-	// Attempts that never reached a backend (a refused dial: a container
-	// that is going or not there yet), and idempotent ones whose connection
-	// was dropped before any response (a backend shutting down), do not use
-	// up the retries; the retry_timeout and the tried list bound them.
+	// Attempts on backends taken only because nothing better was left
+	// (stopping containers, passive-down backends) do not use up the
+	// retries: the retry_timeout and the tried list bound them.
 	deadline := start.Add(pool.Settings.RetryTimeout)
 	retries := pool.MaxRetries()
 	var b, failed *lb.Backend
 	var err, lastErr error
+	var relaxed bool
 	for attempt := 0; ; {
 		st.lr.Now = time.Now().UnixNano()
-		pool, b, err = p.pick(pool, &st.lr)
+		pool, b, relaxed, err = p.pick(pool, &st.lr)
 		if b == nil {
 			if failed != nil && lastErr != nil && errors.Is(err, errNoBackend) {
 				b, err = failed, lastErr // say what the last backend did, not that none was left
@@ -75,7 +75,7 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		if err == nil || time.Now().After(deadline) || !retryable(err, req) {
 			break
 		}
-		if !isDial(err) && !isConnDrop(err) {
+		if !relaxed {
 			if attempt++; attempt > retries {
 				break
 			}
@@ -110,34 +110,35 @@ func retryable(err error, req *fasthttp.Request) bool {
 // lost its last backend, it waits in the pool's queue. Only then is the
 // answer 503. It returns the pool it picked from, which is the current one
 // after a wait.
-func (p *Proxy) pick(pool *lb.Pool, lr *lb.Request) (*lb.Pool, *lb.Backend, error) {
-	if b := p.pickRelaxed(pool, lr); b != nil {
-		return pool, b, nil
+func (p *Proxy) pick(pool *lb.Pool, lr *lb.Request) (*lb.Pool, *lb.Backend, bool, error) {
+	if b, relaxed := p.pickRelaxed(pool, lr); b != nil {
+		return pool, b, relaxed, nil
 	}
 	if !worthWaiting(pool) {
 		// The snapshot may be older than what discovery knows now.
 		cur := p.cfg.Tables.Table().Pools[pool.Name]
 		if cur == nil || cur == pool || !worthWaiting(cur) {
-			return pool, nil, errNoBackend
+			return pool, nil, false, errNoBackend
 		}
 	}
 	return p.queueFor(pool.Name).wait(p, pool, lr)
 }
 
-// pickRelaxed is pool.Pick, relaxed step by step when it finds nothing.
-func (p *Proxy) pickRelaxed(pool *lb.Pool, lr *lb.Request) *lb.Backend {
+// pickRelaxed is pool.Pick, relaxed step by step when it finds nothing; it
+// reports whether it had to relax.
+func (p *Proxy) pickRelaxed(pool *lb.Pool, lr *lb.Request) (*lb.Backend, bool) {
 	if b := pool.Pick(lr); b != nil {
-		return b
+		return b, false
 	}
 	for _, relax := range [...]lb.Relax{lb.RelaxPassive, lb.RelaxPassive | lb.RelaxDraining} {
 		lr.Relax = relax
 		b := pool.Pick(lr)
 		lr.Relax = 0
 		if b != nil {
-			return b
+			return b, true
 		}
 	}
-	return nil
+	return nil, false
 }
 
 // forward sends the request to b once and fills ctx.Response.

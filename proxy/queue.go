@@ -37,11 +37,11 @@ func (q *queue) wake() {
 // wait parks the request until a backend of the pool can take it, for at
 // most the pool's queue_timeout. It looks the pool up in the current table
 // on every try, so that backends discovered meanwhile count; it returns the
-// pool it picked from.
-func (q *queue) wait(p *Proxy, pool *lb.Pool, lr *lb.Request) (*lb.Pool, *lb.Backend, error) {
+// pool it picked from and whether the pick was relaxed.
+func (q *queue) wait(p *Proxy, pool *lb.Pool, lr *lb.Request) (*lb.Pool, *lb.Backend, bool, error) {
 	if q.waiting.Add(1) > int64(pool.Settings.Queue) {
 		q.waiting.Add(-1)
-		return pool, nil, errQueueFull
+		return pool, nil, false, errQueueFull
 	}
 	defer q.waiting.Add(-1)
 	timeout := time.NewTimer(pool.Settings.QueueTimeout)
@@ -52,7 +52,7 @@ func (q *queue) wait(p *Proxy, pool *lb.Pool, lr *lb.Request) (*lb.Pool, *lb.Bac
 	for {
 		select {
 		case <-timeout.C:
-			return pool, nil, errQueueWait
+			return pool, nil, false, errQueueWait
 		case <-q.ch:
 		case <-poll.C:
 		}
@@ -60,8 +60,8 @@ func (q *queue) wait(p *Proxy, pool *lb.Pool, lr *lb.Request) (*lb.Pool, *lb.Bac
 			pool = cur
 		}
 		lr.Now = time.Now().UnixNano()
-		if b := p.pickRelaxed(pool, lr); b != nil {
-			return pool, b, nil
+		if b, relaxed := p.pickRelaxed(pool, lr); b != nil {
+			return pool, b, relaxed, nil
 		}
 	}
 }

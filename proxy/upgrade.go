@@ -25,7 +25,7 @@ func (p *Proxy) serveUpgrade(ctx *fasthttp.RequestCtx, pool *lb.Pool, lr *lb.Req
 		lr.Now = time.Now().UnixNano()
 		var next *lb.Backend
 		var err error
-		pool, next, err = p.pick(pool, lr)
+		pool, next, _, err = p.pick(pool, lr)
 		if next == nil {
 			return b, err
 		}
