@@ -231,13 +231,15 @@ func (p *project) phaseLog(t *testing.T) {
 		ids, _ := p.composeErr("ps", "-q", "shoal")
 		for _, id := range strings.Fields(ids) {
 			out, _ := exec.Command("docker", "logs", "--since", since, id).CombinedOutput()
-			var lb, other []string
+			var lb, other, sample []string
 			failed := 0
 			for _, l := range strings.Split(string(out), "\n") {
 				switch {
 				case l == "" || strings.Contains(l, `"component":"access"`):
 				case strings.Contains(l, `"message":"request failed"`):
-					failed++
+					if failed++; failed <= 5 {
+						sample = append(sample, l)
+					}
 				case strings.Contains(l, `"component":"lb"`):
 					lb = append(lb, l)
 				default:
@@ -249,7 +251,7 @@ func (p *project) phaseLog(t *testing.T) {
 				if len(other) > 100 {
 					other = other[len(other)-100:]
 				}
-				t.Logf("shoal logged %d failed requests; its other lines:\n%s", failed, strings.Join(other, "\n"))
+				t.Logf("shoal logged %d failed requests, the first ones:\n%s\nits other lines:\n%s", failed, strings.Join(sample, "\n"), strings.Join(other, "\n"))
 			}
 		}
 	})

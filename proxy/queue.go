@@ -67,35 +67,10 @@ func (q *queue) wait(p *Proxy, pool *lb.Pool, lr *lb.Request) (*lb.Pool, *lb.Bac
 }
 
 // worthWaiting reports whether a pool that has no backend to give now may
-// have one soon: one is starting (a scale-up, a restart), stopping (maybe
-// to restart) or at max_conns, or the pool lost its last backend a moment
-// ago (every replica restarting).
+// have one within queue_timeout: it has backends at all (starting,
+// restarting, stopping, at max_conns, or down but checked again), or it lost
+// its last backend a moment ago (every replica restarting). Only a pool that
+// never had a backend answers 503 at once.
 func worthWaiting(pool *lb.Pool) bool {
-	if pool.Emptied {
-		return true
-	}
-	for _, b := range pool.Primary.Backends {
-		if waitable(pool, b) {
-			return true
-		}
-	}
-	for _, b := range pool.Backup.Backends {
-		if waitable(pool, b) {
-			return true
-		}
-	}
-	return false
-}
-
-func waitable(pool *lb.Pool, b *lb.Backend) bool {
-	switch b.State() {
-	case lb.StateStarting:
-		return true
-	case lb.StateDraining: // a container stopping, maybe to restart
-		return !b.ManuallyDrained()
-	case lb.StateReady:
-		m := pool.Settings.MaxConns
-		return m > 0 && b.InFlight() >= int64(m)
-	}
-	return false
+	return pool.Emptied || pool.Len() > 0
 }
