@@ -83,7 +83,13 @@ func TestCompose(t *testing.T) {
 			p.waitServing(t, url, 2, 60*time.Second)
 			t.Logf("--scale api=2 took %v", since(step))
 		})
-		requireNoFailures(t, res)
+		// No GET may fail. A POST already written to a keep-alive connection
+		// that a stopping replica closes cannot be retried safely; those are
+		// bounded by the clients in flight and reported (see docs/faults.md).
+		if res.GetFailed > 0 || res.PostFailed > 32 {
+			t.Errorf("%d GETs failed (want 0), %d POSTs failed (want at most 32): %v", res.GetFailed, res.PostFailed, res.Failures)
+		}
+		t.Logf("scale down: %d of %d POSTs failed", res.PostFailed, res.PostSent)
 	})
 
 	t.Run("restart api under load", func(t *testing.T) {
