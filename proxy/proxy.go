@@ -145,7 +145,7 @@ func (p *Proxy) client(b *lb.Backend) *fasthttp.HostClient {
 		MaxConns:                      p.cfg.MaxConnsPerBackend,
 		MaxIdleConnDuration:           p.cfg.IdleConnTimeout,
 		MaxIdemponentCallAttempts:     1,        // retries are Shoal's, on another backend
-		ReadBufferSize:                64 << 10, // fewer read calls for bodies up to BufferLimit
+		ReadBufferSize:                16 << 10, // 64 KiB measured no faster within the noise, and costs RSS
 		WriteBufferSize:               16 << 10,
 		NoDefaultUserAgentHeader:      true,
 		DisablePathNormalizing:        true,
