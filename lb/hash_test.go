@@ -262,9 +262,6 @@ func spread(counts []int) (maxRel, stdRel float64) {
 }
 
 func TestRingVersusRendezvous(t *testing.T) {
-	if testing.Short() {
-		t.Skip("measurement")
-	}
 	const keys = 1000000
 	for _, n := range []int{10, 100} {
 		g := readyGroup(t, MethodHash, equalWeights(n))
