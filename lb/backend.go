@@ -283,7 +283,7 @@ func (b *Backend) ReportFailure(now time.Time) bool {
 		return false
 	}
 	if b.onChange != nil {
-		b.onChange(b, StateReady, StateDown, "passive: "+strconv.Itoa(set.MaxFails)+" failure(s) within "+set.FailTimeout.String())
+		b.onChange(b, b.State(), StateDown, "passive: "+strconv.Itoa(set.MaxFails)+" failure(s) within "+set.FailTimeout.String())
 	}
 	return true
 }

@@ -18,10 +18,6 @@ var (
 	errQueueWait = errors.New("no backend became available within queue_timeout")
 )
 
-// StatusClientClosed is logged when the client went away before the
-// response; nothing reaches the client then. Same convention as NGINX.
-const StatusClientClosed = 499
-
 // statusFor is the one place that maps a proxying error to the status the
 // client gets: 404 no route, 503 no backend (or the queue gave up), 504 the
 // backend timed out, 502 anything else the backend did wrong.
