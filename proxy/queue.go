@@ -44,6 +44,11 @@ func (q *queue) wait(p *Proxy, pool *lb.Pool, lr *lb.Request) (*lb.Pool, *lb.Bac
 		return pool, nil, false, errQueueFull
 	}
 	defer q.waiting.Add(-1)
+	// A request that waits starts afresh: a backend it tried before the wait
+	// may be a restarted container by now, and without this a request whose
+	// every backend once failed would wait out queue_timeout next to ready
+	// backends.
+	lr.Tried = lr.Tried[:0]
 	timeout := time.NewTimer(pool.Settings.QueueTimeout)
 	defer timeout.Stop()
 	poll := time.NewTicker(20 * time.Millisecond)
