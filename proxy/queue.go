@@ -44,11 +44,6 @@ func (q *queue) wait(p *Proxy, pool *lb.Pool, lr *lb.Request) (*lb.Pool, *lb.Bac
 		return pool, nil, false, errQueueFull
 	}
 	defer q.waiting.Add(-1)
-	// A request that waits starts afresh: a backend it tried before the wait
-	// may be a restarted container by now, and without this a request whose
-	// every backend once failed would wait out queue_timeout next to ready
-	// backends.
-	lr.Tried = lr.Tried[:0]
 	timeout := time.NewTimer(pool.Settings.QueueTimeout)
 	defer timeout.Stop()
 	poll := time.NewTicker(20 * time.Millisecond)
@@ -67,6 +62,18 @@ func (q *queue) wait(p *Proxy, pool *lb.Pool, lr *lb.Request) (*lb.Pool, *lb.Bac
 		lr.Now = time.Now().UnixNano()
 		if b, relaxed := p.pickRelaxed(pool, lr); b != nil {
 			return pool, b, relaxed, nil
+		}
+		// A ready backend is worth a second try after a wait even if this
+		// request tried it before (a container that was restarting then):
+		// otherwise a request whose every backend once failed would wait
+		// out queue_timeout next to ready backends. Stopping and
+		// passive-down backends are not tried twice.
+		tried := lr.Tried
+		lr.Tried = nil
+		b := pool.Pick(lr)
+		lr.Tried = tried
+		if b != nil {
+			return pool, b, false, nil
 		}
 	}
 }
